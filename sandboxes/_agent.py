@@ -28,7 +28,10 @@ import time
 import traceback  # imported here so forked runs do not each pay for it
 
 _HDR = struct.Struct(">I")
-_KILL_AFTER_FACTOR = 8  # output past cap * this kills the producer: endless output costs CPU
+# Output past this kills the producer: endless output only burns CPU. Generous, because a
+# program that prints a lot and then does useful work should still finish.
+_KILL_AFTER_FACTOR = 64
+_KILL_AFTER_MIN = 32 << 20
 _REPL_GRACE_S = 1.0  # after SIGINT, how long a stuck REPL gets before it is killed
 _EOF_GRACE_S = 0.05  # after the main child exits, how long stray holders of its pipes get
 
@@ -132,7 +135,7 @@ class _Job:
         cap = int(req.get("max_output", 65536))
         self.out = _Capture(cap)
         self.err = _Capture(cap)
-        self.kill_at = cap * _KILL_AFTER_FACTOR
+        self.kill_at = max(cap * _KILL_AFTER_FACTOR, _KILL_AFTER_MIN)
         self.started = _now()
         self.deadline = self.started + float(req.get("timeout", 30.0))
         self.fds = {out_fd: self.out, err_fd: self.err}
@@ -277,7 +280,7 @@ class _Repl:
             return
         (self.out if fd == self.out_fd else self.err).add(data)
         run = self.run
-        if run and not run["flooded"] and self.out.total + self.err.total > self.out.cap * _KILL_AFTER_FACTOR:
+        if run and not run["flooded"] and self.out.total + self.err.total > max(self.out.cap * _KILL_AFTER_FACTOR, _KILL_AFTER_MIN):
             run["flooded"] = True
             self.interrupt()
 
