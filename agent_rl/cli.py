@@ -1,0 +1,119 @@
+"""``agent-rl``: the command line.
+
+Each sub-command is a thin layer over the library; ``agent-rl COMMAND --help`` explains it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+
+
+def _table(rows: list[dict], columns: Sequence[str]) -> str:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns} if rows else {
+        c: len(c) for c in columns}
+    head = "  ".join(c.ljust(widths[c]) for c in columns)
+    rule = "  ".join("-" * widths[c] for c in columns)
+    body = ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join([head, rule, *body])
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    import envs
+
+    rows = envs.list_envs()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(_table(rows, ["id", "source", "description"]))
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    import sandboxes
+
+    status = sandboxes.available()
+    print(_table([{"backend": k, "status": v} for k, v in status.items()], ["backend", "status"]))
+
+    async def probe() -> None:
+        async with sandboxes.create(args.kind) as sb:
+            r = await sb.exec("id -u; uname -n")
+            print(f"\n{args.kind} -> {sb.isolation}")
+            print(f"ran `id -u; uname -n` in {r.duration_s * 1000:.1f} ms: {r.stdout.split()}")
+
+    asyncio.run(probe())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from agent_rl.demo import run_demo
+
+    return run_demo(env_id=args.env, episodes=args.episodes, seed=args.seed)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / f"{args.which}.py"
+    if not script.exists():
+        print(f"no benchmark named {args.which!r} (looked for {script}); benchmarks live in bench/ of a source checkout",
+              file=sys.stderr)
+        return 2
+    sys.argv = [str(script), *args.rest]
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="agent-rl",
+        description="Environments over sandboxed tools, and a learner, for LLM agents.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    e = sub.add_parser("envs", help="list the registered environments (built-in and from plug-ins)",
+                       description="List every env id that gymnasium.make accepts here, built-in and "
+                                   "from packages that declare the 'agent_rl.envs' entry point.")
+    e.add_argument("action", nargs="?", default="list", choices=["list"])
+    e.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    e.set_defaults(fn=cmd_envs)
+
+    s = sub.add_parser("sandbox", help="show which sandbox backends work here and try one",
+                       description="Report each sandbox backend's status (bubblewrap, docker) and run a "
+                                   "command in the chosen one to prove it works.")
+    s.add_argument("--kind", default="auto", choices=["auto", "local", "docker"])
+    s.set_defaults(fn=cmd_sandbox)
+
+    d = sub.add_parser("demo", help="run a scripted agent through an env and print the episodes",
+                       description="A scripted (model-free) agent solves tasks of an env through "
+                                   "gymnasium.make, showing every message, tool call and reward.")
+    d.add_argument("--env", default="agent_rl/Math-v0", help="env id (see `agent-rl envs`)")
+    d.add_argument("--episodes", type=int, default=3)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(fn=cmd_demo)
+
+    b = sub.add_parser("bench", help="run a benchmark from bench/ (sandbox, envs)",
+                       description="Run bench/WHICH.py; extra arguments after -- go to the script.")
+    b.add_argument("which", help="benchmark name, e.g. sandbox or envs")
+    b.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark script")
+    b.set_defaults(fn=cmd_bench)
+
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return 0
+    return int(args.fn(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
