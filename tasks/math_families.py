@@ -45,6 +45,11 @@ def _rand_digits(rng: random.Random, n: int) -> int:
     return rng.randrange(10 ** (n - 1), 10**n)
 
 
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def _level(value: float, easy_below: float, hard_from: float) -> str:
     if value < easy_below:
         return "easy"
@@ -182,10 +187,10 @@ _PRIME_PREFIX = [0, *itertools.accumulate(_PRIMES)]
 def nth_prime(rng: random.Random) -> Problem:
     n = rng.randint(100, 25_000)
     t, q = _pick(rng, [
-        "What is the {n}th prime number? (The 1st prime is 2.)",
+        "What is the {nth} prime number? (The 1st prime is 2.)",
         "Counting 2 as the first prime, which prime is number {n} in the sequence?",
     ])
-    return Problem(q.format(n=n) + _INT, str(_PRIMES[n - 1]), "integer", {"n": n},
+    return Problem(q.format(n=n, nth=_ordinal(n)) + _INT, str(_PRIMES[n - 1]), "integer", {"n": n},
                    f"nth_prime/{t}", _level(n, 2000, 12000))
 
 
