@@ -124,4 +124,4 @@ for f in "${files[@]}"; do
 done
 
 echo "images:"
-"$docker_bin" image ls --filter 'reference=agent-rl/*' --format '  {{.Repository}}:{{.Tag}}  {{.Size}}'
+"$docker_bin" image ls --filter 'reference=agent-rl/*' --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | sed 's/^/  /'
