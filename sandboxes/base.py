@@ -137,6 +137,19 @@ class Sandbox(abc.ABC):
     @abc.abstractmethod
     def closed(self) -> bool: ...
 
+    @property
+    def alive(self) -> bool:
+        """Started, not closed, and still answering as far as the backend knows."""
+        return not self.closed
+
+    async def reset(self) -> None:
+        """Kill every process inside and empty the workdir, leaving the sandbox as new.
+
+        Pools call this between users; a backend that cannot reset raises SandboxError and
+        the pool replaces the sandbox instead.
+        """
+        raise SandboxError(f"{type(self).__name__} cannot be reset; close it and make another")
+
     async def __aenter__(self) -> "Sandbox":
         await self.start()
         return self

@@ -51,9 +51,9 @@ class SandboxPool:
             await sb.close()
             return
         try:
-            if getattr(sb, "alive", True) and hasattr(sb, "reset"):
+            if sb.alive:
                 if not already_clean:
-                    await sb.reset()  # type: ignore[attr-defined]
+                    await sb.reset()
                 self._idle.put_nowait(sb)
                 return
         except SandboxError:
@@ -72,7 +72,7 @@ class SandboxPool:
         if self._closed:
             raise SandboxError("the pool is closed")
         sb = await self._idle.get()
-        if getattr(sb, "closed", False) or not getattr(sb, "alive", True):
+        if not sb.alive:
             self._all.discard(sb)
             await sb.close()
             sb = await self._new()
