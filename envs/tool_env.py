@@ -18,7 +18,6 @@ import dataclasses
 import json
 import logging
 import re
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -189,7 +188,8 @@ class ToolEnv(gym.Env):
             task = self.task_list[int(options["index"]) % len(self.task_list)]
         else:
             task = self.task_list[int(self.np_random.integers(len(self.task_list)))]
-        ep_id = options.get("episode_id") or uuid.uuid4().hex[:12]
+        # From the seeded generator, so the same seed replays the same episode, ids included.
+        ep_id = options.get("episode_id") or f"{int(self.np_random.integers(1 << 48)):012x}"
         self.episode = Episode(episode_id=ep_id, task=task)
         self._ctx = ToolContext(episode_id=ep_id, task=dict(task), sandbox_factory=self._make_sandbox)
         opening = [{"role": "system", "content": self.build_system_prompt(task)},
