@@ -23,7 +23,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from sandboxes import Limits, Sandbox, SandboxError
+from sandboxes import Limits, Sandbox
 from tools import Tool, ToolContext, ToolResult, ToolSet
 from tools.parsers import ParseResult, get_parser
 from tools.sandboxed import release_episode_sandbox
@@ -91,6 +91,9 @@ class ToolEnv(gym.Env):
         answer_without_tool: a turn with no tool call ends the episode, its text the answer.
         prompt_fn: ``task -> str``, the user message (default: the task's ``question``).
         sandbox_limits: limits of the episode's sandbox (made lazily, on first use).
+        sandbox_pool_size: warm sandboxes kept per event loop and shared by envs; an episode
+            leases one, and it is wiped before the next episode gets it. 0: a fresh sandbox
+            per episode. ``sandbox_factory`` overrides both.
         token_counter: counts tokens of a turn, for ``max_episode_tokens``.
     """
 
@@ -110,7 +113,8 @@ class ToolEnv(gym.Env):
         max_calls_per_turn: int = 8,
         answer_without_tool: bool = True,
         sandbox_limits: Limits | None = None,
-        sandbox_factory: Callable[[], Sandbox] | None = None,
+        sandbox_factory: Callable[[], Sandbox | Awaitable[Sandbox]] | None = None,
+        sandbox_pool_size: int = 4,
         tool_timeout_s: float = 60.0,
         max_tool_output_chars: int = 8192,
         max_action_chars: int = 65536,
@@ -136,6 +140,7 @@ class ToolEnv(gym.Env):
         self.answer_without_tool = answer_without_tool
         self.sandbox_limits = sandbox_limits or Limits(wall_s=20, cpu_s=20, memory_mb=1024)
         self._sandbox_factory = sandbox_factory
+        self.sandbox_pool_size = sandbox_pool_size
         self.token_counter = token_counter
         self.max_episode_tokens = max_episode_tokens
         self.render_mode = render_mode
@@ -198,9 +203,13 @@ class ToolEnv(gym.Env):
         await self.tools.setup(self._ctx)
         return opening, {"task_id": task.get("id"), "episode_id": ep_id, "tools": list(self.tools)}
 
-    def _make_sandbox(self) -> Sandbox:
+    def _make_sandbox(self) -> Sandbox | Awaitable[Sandbox]:
         if self._sandbox_factory is not None:
             return self._sandbox_factory()
+        if self.sandbox_pool_size > 0:
+            from sandboxes.pool import shared_pool
+
+            return shared_pool(self.sandbox_limits, self.sandbox_pool_size).lease()
         import sandboxes
 
         return sandboxes.create("auto", limits=self.sandbox_limits)
@@ -244,7 +253,7 @@ class ToolEnv(gym.Env):
             results = await self.tools.call([terminal_call], self._ctx)
             res = results[0]
             if not res.error:
-                ep.answer = str(terminal_call.arguments.get("answer", res.text))
+                ep.answer = res.text  # the answer tool has validated and stripped it
                 return await self._finish(ep, "answer", obs)
             ep.tool_errors += 1
             obs.append(self._tool_message(terminal_call.name, res))
@@ -362,7 +371,10 @@ class ToolEnv(gym.Env):
 
     def close(self) -> None:
         if self._loop is not None and not self._loop.is_closed():
+            from sandboxes.pool import close_shared_pools
+
             self._loop.run_until_complete(self._end_episode())
+            self._loop.run_until_complete(close_shared_pools())  # the loop is ours alone
             self._loop.close()
         self._loop = None
         super().close()

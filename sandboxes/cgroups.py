@@ -74,12 +74,36 @@ def _v1_dir(controller: str) -> Path | None:
     return group if os.access(group, os.W_OK) else None
 
 
+_swept = False
+
+
+def _sweep_stale(parent: Path) -> None:
+    """Remove empty groups left by processes that died without closing their sandboxes."""
+    for d in parent.glob("sb-*"):
+        try:
+            owner = int(d.name.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if owner != os.getpid() and not Path(f"/proc/{owner}").exists():
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+
+
 def create(max_procs: int, memory_bytes: int | None) -> CgroupSet | None:
     """Make cgroups for one sandbox, or return None where this host doesn't allow it."""
+    global _swept
     if os.geteuid() != 0:
         return None  # an unprivileged user's RLIMIT_NPROC works, and cgroups are not ours
     name = f"sb-{os.getpid()}-{uuid.uuid4().hex[:10]}"
     pids_parent = _v1_dir("pids")
+    if not _swept:
+        _swept = True
+        for controller in ("pids", "memory"):
+            parent = _v1_dir(controller)
+            if parent is not None:
+                _sweep_stale(parent)
     if pids_parent is not None:
         dirs: list[Path] = []
         try:

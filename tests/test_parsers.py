@@ -152,8 +152,8 @@ def _oa(name, args, cid="call_x"):
 
 def test_openai_message_list_and_json_text():
     msg = {"role": "assistant", "content": "sure", "tool_calls": [_oa("f", {"a": 1}), _oa("g", {}, "c2")]}
-    for given in (msg, json.dumps(msg), msg["tool_calls"]):
-        r = OpenAIParser().parse(given)
+    for value in (msg, json.dumps(msg), msg["tool_calls"]):
+        r = OpenAIParser().parse(value)
         assert r.ok and [(c.name, c.arguments, c.id) for c in r.calls] == [("f", {"a": 1}, "call_x"), ("g", {}, "c2")]
     assert OpenAIParser().parse(msg).text == "sure"
 

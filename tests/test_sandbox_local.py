@@ -37,6 +37,14 @@ def _agent_pids() -> set[int]:
     return pids
 
 
+def _session_of(pid: int) -> int:
+    # bwrap runs with start_new_session, so everything inside shares its session id
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[3])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
 async def test_reports_real_isolation(sb):
     iso = sb.isolation
     assert iso.backend == "bwrap" and iso.strong
@@ -247,16 +255,18 @@ async def test_pool_runs_leave_nothing_behind():
 
 
 async def test_64_sandboxes_at_once_nothing_lost_nothing_left():
-    before = _agent_pids()
     boxes = [LocalSandbox(Limits(wall_s=60)) for _ in range(64)]
     await asyncio.gather(*(b.start() for b in boxes))
+    ours = {b._proc.pid for b in boxes}
+    agents = {p for p in _agent_pids() if _session_of(p) in ours}  # the agents inside our sandboxes
+    assert len(agents) == 64
     outs = await asyncio.gather(*(b.run_python(f"print({i} * {i})") for i, b in enumerate(boxes)))
     assert [o.stdout for o in outs] == [f"{i * i}\n" for i in range(64)]
     outs = await asyncio.gather(*(b.exec(f"echo {i} > f; cat f") for i, b in enumerate(boxes)))
     assert [o.stdout for o in outs] == [f"{i}\n" for i in range(64)]
     await asyncio.gather(*(b.close() for b in boxes))
     await asyncio.sleep(0.2)
-    assert _agent_pids() - before == set()
+    assert not [p for p in ours | agents if os.path.exists(f"/proc/{p}")]
     leftover = [d for d in os.listdir("/sys/fs/cgroup/pids/agent_rl") if d.startswith(f"sb-{os.getpid()}-")] \
         if os.path.isdir("/sys/fs/cgroup/pids/agent_rl") else []
     assert leftover == []

@@ -122,7 +122,7 @@ class Color(enum.Enum):
 
 
 @tool
-async def lookup(city: str, units: Literal["metric", "imperial"] = "metric", days: Optional[int] = None,
+async def lookup(city: str, units: Literal["metric", "imperial"] = "metric", days: Optional[int] = None,  # noqa: UP045
                  tags: list[str] | None = None, weights: dict[str, float] | None = None,
                  color: Color = Color.RED, note: Annotated[str, "a free note"] = "",
                  ctx: ToolContext | None = None) -> str:
@@ -279,7 +279,8 @@ async def test_toolset_guards_every_failure():
     res = await ts.call(calls, ToolContext())
     assert time.perf_counter() - t0 < 2
     assert res[0] == dataclasses.replace(res[0], text="3", error=False)
-    assert res[1].error and "Unknown tool 'ad'. Did you mean 'add'? Available tools: add, boom, nap, loud." == res[1].text
+    assert res[1].error
+    assert res[1].text == "Unknown tool 'ad'. Did you mean 'add'? Available tools: add, boom, nap, loud."
     assert res[2].error and "missing required argument 'b' (integer)" in res[2].text
     assert "Expected: add(a: integer, b: integer)" in res[2].text and '"required":["a","b"]' in res[2].text
     assert res[3].error and res[3].text == "Tool 'boom' failed: KeyError: 'kaput'"

@@ -120,7 +120,9 @@ class ToolSet(Mapping[str, Tool]):
 
     Args:
         tools: the tools, as an iterable or a name->tool mapping. Names must be unique.
-        timeout_s: wall-clock limit per call; a slower call returns an error result.
+        timeout_s: wall-clock limit per call; a slower call returns an error result. A timed-out
+            coroutine is cancelled, but a sync function running in a worker thread can't be
+            killed: tools that block must enforce their own limits (as ``sql`` does).
         max_output_chars: longer outputs keep their head and tail with a note of what was cut.
     """
 

@@ -295,7 +295,7 @@ class CodeBlockParser(ToolCallParser):
 
 def _fence_open(line: str) -> tuple[str, int, str] | None:
     s = line.lstrip(" ")
-    if len(line) - len(s) > 3 or not s[:3] in ("```", "~~~"):
+    if len(line) - len(s) > 3 or s[:3] not in ("```", "~~~"):
         return None
     char = s[0]
     width = len(s) - len(s.lstrip(char))

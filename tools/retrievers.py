@@ -187,7 +187,7 @@ class BM25Retriever(Retriever):
         if not q or not q[0]:
             return []
         ids, scores = self.index.retrieve(q, k=k, show_progress=False)
-        return [_doc_row(self.docs[int(i)], s) for i, s in zip(ids[0], scores[0]) if s > 0]
+        return [_doc_row(self.docs[int(i)], s) for i, s in zip(ids[0], scores[0], strict=True) if s > 0]
 
 
 # ---- dense ---------------------------------------------------------------------------------

@@ -1,10 +1,13 @@
 """The episode's sandbox, shared by every tool of an episode that runs code.
 
+The env's factory may return a sandbox or an awaitable of one (a lease from a warm pool).
 Made on first use (episodes that never run code never pay for one), kept in the episode's
 ``ToolContext``, replaced when it crashes, and closed when the episode ends.
 """
 
 from __future__ import annotations
+
+import inspect
 
 from sandboxes import Sandbox, SandboxError
 
@@ -23,6 +26,8 @@ async def episode_sandbox(ctx) -> Sandbox:
 
         factory = sandboxes.create
     sb = factory()
+    if inspect.isawaitable(sb):  # e.g. a lease from a pool of warm sandboxes
+        sb = await sb
     ctx.state[_KEY] = sb
     await sb.start()
     return sb

@@ -306,7 +306,8 @@ def _check_array(v: list, schema: Mapping[str, Any], path: str, problems: list[s
 def _check_object(v: dict, schema: Mapping[str, Any], path: str, problems: list[str]) -> dict:
     props: Mapping[str, Any] = schema.get("properties") or {}
     required = list(schema.get("required") or ())
-    extra = schema.get("additionalProperties", False if props or "properties" in schema else True)
+    # With no properties declared, an object schema constrains nothing (a plain dict hint).
+    extra = schema.get("additionalProperties", not (props or "properties" in schema))
     prefix = f"{path}." if path else ""
 
     for key in required:

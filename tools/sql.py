@@ -110,7 +110,7 @@ def run_query(path: str | os.PathLike, sql: str, *, max_rows: int = 50, timeout_
         raise QueryError(_read_only_message(f"{word.upper()}"))
     if word not in _ALLOWED_START:
         raise QueryError(f"'{word.upper()}' is not a query. Write one SELECT (or WITH ... SELECT) statement.")
-    p = Path(path)
+    p = Path(path).resolve()  # as_uri() needs an absolute path
     if not p.is_file():
         raise QueryError(f"The database file for this task is missing ({p.name}).")
     deadline = [time.monotonic() + timeout_s]
@@ -191,7 +191,7 @@ def render_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, max_c
 
     def line(cells: Sequence[str]) -> str:
         return " | ".join(c.rjust(w) if num else c.ljust(w)
-                          for c, w, num in zip(cells, widths, numeric)).rstrip()
+                          for c, w, num in zip(cells, widths, numeric, strict=True)).rstrip()
 
     out = [line(head), "-+-".join("-" * w for w in widths)]
     out += [line(r) for r in body]
