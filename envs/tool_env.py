@@ -381,10 +381,9 @@ class ToolEnv(gym.Env):
 
     def __del__(self) -> None:
         loop = getattr(self, "_loop", None)
-        if loop is not None and not loop.is_closed() and not loop.is_running():
-            try:
-                loop.run_until_complete(self._end_episode())
-                loop.close()
-            except Exception:
-                pass
-
+        if loop is None or loop.is_closed() or loop.is_running():
+            return
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the sandboxes die with this process anyway
+            pass

@@ -120,14 +120,15 @@ def build_argv(
         argv += ["--ro-bind", f"{etc}/{name}", f"/etc/{name}"]
     if network and os.path.exists("/etc/resolv.conf"):
         argv += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
+    # The tmpfs mounts come before the interpreter's binds: a venv under /tmp must stay visible.
+    argv += ["--proc", "/proc", "--dev", "/dev",
+             "--size", str(tmpfs_bytes), "--tmpfs", "/tmp",
+             "--size", str(tmpfs_bytes), "--tmpfs", workdir]
     for d in python_dirs(python):
         argv += ["--ro-bind", d, d]
     argv += ["--ro-bind", str(_HERE / "_agent.py"), f"{AGENT_DIR}/_agent.py",
              "--ro-bind", str(_HERE / "_repl.py"), f"{AGENT_DIR}/_repl.py"]
-    argv += ["--proc", "/proc", "--dev", "/dev",
-             "--size", str(tmpfs_bytes), "--tmpfs", "/tmp",
-             "--size", str(tmpfs_bytes), "--tmpfs", workdir,
-             "--chdir", workdir, "--cap-drop", "ALL"]
+    argv += ["--chdir", workdir, "--cap-drop", "ALL"]
     for host, inside in ro_binds:  # after the tmpfs so a bind may sit inside the workdir
         argv += ["--ro-bind", host, inside]
     argv += ["--", python, "-I", "-u", f"{AGENT_DIR}/_agent.py", *agent_args]
