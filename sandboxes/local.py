@@ -231,11 +231,18 @@ class LocalSandbox(Sandbox):
             self._hostdir = None
 
     def __del__(self) -> None:
+        # A sandbox dropped without close(): its processes and cgroups must not outlive it.
         proc = self._proc
         if proc is not None and proc.returncode is None:
             try:
                 os.killpg(proc.pid, 9)
             except (ProcessLookupError, PermissionError, OSError):
+                pass
+        cg = getattr(self, "_cg", None)
+        if cg is not None:
+            try:
+                cg.destroy(timeout_s=0.5)
+            except OSError:
                 pass
 
     # ---- calls ------------------------------------------------------------------------

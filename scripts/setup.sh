@@ -31,7 +31,12 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv with $($PY --version)"
   "$PY" -m venv .venv
 fi
-pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+pip() {
+  # Some hosts' pip config names local indexes that may be absent; their warnings are noise.
+  # pipefail makes the pipeline's status pip's own.
+  .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
 
 # torch first, so that nothing later pulls a multi-GB CUDA build onto a CPU machine.
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then

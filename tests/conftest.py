@@ -15,6 +15,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 
+@pytest.fixture(autouse=True)
+async def _close_shared_sandbox_pools():
+    # Envs lease sandboxes from a pool per event loop; each test's loop ends with the test.
+    yield
+    from sandboxes.pool import close_shared_pools
+
+    await close_shared_pools()
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch
