@@ -40,8 +40,11 @@ def _now() -> float:
     return time.monotonic()
 
 
-class _Capture:
-    """Keeps the head and the tail of a stream, counting what was cut in between."""
+class OutputCapture:
+    """Keeps the head and the tail of a stream, counting what was cut in between.
+
+    Also used on the host by the docker backend: this module imports only the standard library.
+    """
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
@@ -57,8 +60,13 @@ class _Capture:
         if room > 0:
             self.head += data[:room]
             data = data[room:]
-        if data and self.tail_cap:
+        if not data or not self.tail_cap:
+            return
+        if len(data) >= self.tail_cap:
+            self.tail[:] = data[-self.tail_cap :]
+        else:
             self.tail += data
+            # Trim only once the tail has doubled: amortised O(1) per byte.
             if len(self.tail) > 2 * self.tail_cap:
                 del self.tail[: len(self.tail) - self.tail_cap]
 
@@ -73,6 +81,17 @@ class _Capture:
         cut = self.total - len(self.head) - len(tail)
         marker = f"\n...[{cut} bytes of output cut: {self.total} bytes in all]...\n"
         return bytes(self.head).decode("utf-8", "replace") + marker + tail.decode("utf-8", "replace")
+
+
+def _frames(buf: bytearray):
+    """Pop every complete length-prefixed JSON frame off the front of ``buf``."""
+    while len(buf) >= 4:
+        (n,) = _HDR.unpack(buf[:4])
+        if len(buf) < 4 + n:
+            return
+        msg = json.loads(buf[4 : 4 + n])
+        del buf[: 4 + n]
+        yield msg
 
 
 def _apply_limits(lim: dict) -> None:
@@ -133,8 +152,8 @@ class _Job:
         self.id = req["id"]
         self.pid = pid
         cap = int(req.get("max_output", 65536))
-        self.out = _Capture(cap)
-        self.err = _Capture(cap)
+        self.out = OutputCapture(cap)
+        self.err = OutputCapture(cap)
         self.kill_at = max(cap * _KILL_AFTER_FACTOR, _KILL_AFTER_MIN)
         self.started = _now()
         self.deadline = self.started + float(req.get("timeout", 30.0))
@@ -236,8 +255,8 @@ class _Repl:
         self.ctl_w, self.ctl_r, self.out_fd, self.err_fd = ctl_w, ctl_r, out_fd, err_fd
         self.buf = bytearray()
         self.run: dict | None = None
-        self.out = _Capture(65536)
-        self.err = _Capture(65536)
+        self.out = OutputCapture(65536)
+        self.err = OutputCapture(65536)
         self.dead = False
         for fd in (ctl_r, out_fd, err_fd):
             os.set_blocking(fd, False)
@@ -245,7 +264,7 @@ class _Repl:
 
     def start_run(self, req: dict) -> None:
         cap = int(req.get("max_output", 65536))
-        self.out, self.err = _Capture(cap), _Capture(cap)
+        self.out, self.err = OutputCapture(cap), OutputCapture(cap)
         now = _now()
         self.run = {"req": req, "started": now, "deadline": now + float(req.get("timeout", 30.0)),
                     "interrupted": False, "killed": False, "flooded": False}
@@ -267,12 +286,7 @@ class _Repl:
                 self.agent.sel.unregister(fd)
                 return
             self.buf += data
-            while len(self.buf) >= 4:
-                (n,) = _HDR.unpack(self.buf[:4])
-                if len(self.buf) < 4 + n:
-                    break
-                msg = json.loads(self.buf[4 : 4 + n])
-                del self.buf[: 4 + n]
+            for msg in _frames(self.buf):
                 self.finish(msg)
             return
         if not data:
@@ -688,12 +702,7 @@ class Agent:
             self.running = False  # the host went away
             return
         self.inbuf += data
-        while len(self.inbuf) >= 4:
-            (n,) = _HDR.unpack(self.inbuf[:4])
-            if len(self.inbuf) < 4 + n:
-                break
-            req = json.loads(self.inbuf[4 : 4 + n])
-            del self.inbuf[: 4 + n]
+        for req in _frames(self.inbuf):
             self.handle(req)
 
     def serve(self) -> None:

@@ -91,6 +91,18 @@ class Isolation:
 
 Command = str | Sequence[str]
 
+# Environment every backend gives sandboxed code (each adds PATH, HOME and TMPDIR of its own).
+SANDBOX_ENV: dict[str, str] = {
+    "LANG": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONUNBUFFERED": "1",
+    # One BLAS thread: a sandbox must not grab every core, and each thread reserves address
+    # space that counts against the memory limit.
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
 
 class Sandbox(abc.ABC):
     """Async interface to one sandbox. Use as ``async with sandboxes.create() as sb:``."""

@@ -55,7 +55,8 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from .base import Command, ExecResult, Isolation, Limits, Sandbox, SandboxError, SandboxUnavailable
+from ._agent import OutputCapture
+from .base import SANDBOX_ENV, Command, ExecResult, Isolation, Limits, Sandbox, SandboxError, SandboxUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -217,52 +218,11 @@ def engine_status(image: str = DEFAULT_IMAGE, timeout: float = 5.0) -> str:
     return f"ok (docker engine {version}, image {image})"
 
 
-class _Capture:
-    """Keeps the first 3/4 and the last 1/4 of ``cap`` bytes of a stream, counting the rest."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.head_cap = cap - cap // 4
-        self.tail_cap = cap - self.head_cap
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.total = 0
-
-    def add(self, data: bytes | memoryview) -> None:
-        n = len(data)
-        self.total += n
-        room = self.head_cap - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-        if not data or not self.tail_cap:
-            return
-        if len(data) >= self.tail_cap:
-            self.tail[:] = data[-self.tail_cap :]
-        else:
-            self.tail += data
-            # Trim only once the tail has doubled: amortised O(1) per byte.
-            if len(self.tail) > 2 * self.tail_cap:
-                del self.tail[: len(self.tail) - self.tail_cap]
-
-    @property
-    def truncated(self) -> bool:
-        return self.total > self.cap
-
-    def text(self) -> str:
-        tail = bytes(self.tail[-self.tail_cap :]) if self.tail_cap else b""
-        if not self.truncated:
-            return (bytes(self.head) + tail).decode("utf-8", "replace")
-        cut = self.total - len(self.head) - len(tail)
-        marker = f"\n...[{cut} bytes of output cut: {self.total} bytes in all]...\n"
-        return bytes(self.head).decode("utf-8", "replace") + marker + tail.decode("utf-8", "replace")
-
-
 class _Demux:
     """Splits the engine's multiplexed exec stream (8-byte frame headers) into two captures,
     passing payload through as it arrives rather than waiting for whole frames."""
 
-    def __init__(self, out: _Capture, err: _Capture) -> None:
+    def __init__(self, out: OutputCapture, err: OutputCapture) -> None:
         self.out, self.err = out, err
         self.hdr = bytearray()
         self.left = 0
@@ -292,8 +252,8 @@ class _Demux:
 class _Run:
     """One finished call, with its output still as bytes."""
 
-    out: _Capture
-    err: _Capture
+    out: OutputCapture
+    err: OutputCapture
     exit_code: int
     timed_out: bool
     duration_s: float
@@ -505,17 +465,7 @@ class DockerSandbox(Sandbox):
             user=self.user,
             working_dir=self.workdir,
             labels=self.labels,
-            environment={
-                "HOME": self.workdir,
-                "TMPDIR": "/tmp",
-                "LANG": "C.UTF-8",
-                "PYTHONDONTWRITEBYTECODE": "1",
-                "PYTHONUNBUFFERED": "1",
-                # One BLAS thread: a sandbox must not grab every core of the host.
-                "OPENBLAS_NUM_THREADS": "1",
-                "OMP_NUM_THREADS": "1",
-                "MKL_NUM_THREADS": "1",
-            },
+            environment={**SANDBOX_ENV, "HOME": self.workdir, "TMPDIR": "/tmp"},
             network_mode="bridge" if lim.network else "none",
             read_only=True,
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.disk_mb}m,mode=1777"},
@@ -685,7 +635,7 @@ class DockerSandbox(Sandbox):
         api = self._client.api
         cid = self._container.id
         started = time.monotonic()
-        out, err = _Capture(cap), _Capture(cap)
+        out, err = OutputCapture(cap), OutputCapture(cap)
         # `timeout 0` would mean no timeout at all: never round down to it.
         full = ["/bin/sh", "-c", _WRAPPER, "agent-rl-exec", f"{max(t, 0.001):.3f}", *argv]
         try:

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import bwrap as _bwrap
 from . import cgroups
-from .base import Command, ExecResult, Isolation, Limits, Sandbox, SandboxError
+from .base import SANDBOX_ENV, Command, ExecResult, Isolation, Limits, Sandbox, SandboxError
 from .channel import AgentChannel
 
 log = logging.getLogger(__name__)
@@ -38,17 +38,10 @@ class WeakIsolationWarning(UserWarning):
 def _default_env(workdir: str, python: str) -> dict[str, str]:
     bindir = os.path.dirname(python)
     return {
+        **SANDBOX_ENV,
         "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin",
         "HOME": workdir,
         "TMPDIR": "/tmp" if workdir == WORKDIR else os.path.join(workdir, ".tmp"),
-        "LANG": "C.UTF-8",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONUNBUFFERED": "1",
-        # One BLAS thread: a sandbox must not grab every core, and each thread reserves
-        # address space that counts against the memory limit.
-        "OPENBLAS_NUM_THREADS": "1",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
     }
 
 

@@ -528,7 +528,8 @@ def test_stream_demux_and_capture_at_any_split() -> None:
     # across reads must come out the same as whole.
     import random
 
-    from sandboxes.docker import _Capture, _Demux
+    from sandboxes._agent import OutputCapture as _Capture
+    from sandboxes.docker import _Demux
 
     rng = random.Random(7)
     frames = [(rng.choice((1, 2)), rng.randbytes(rng.randrange(0, 300))) for _ in range(200)]
