@@ -68,6 +68,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve_tools(args: argparse.Namespace) -> int:
+    from tools.server import serve
+
+    serve(env_id=args.env, host=args.host, port=args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="agent-rl",
@@ -103,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark script")
     b.set_defaults(fn=cmd_bench)
 
+
+    t = sub.add_parser("serve-tools", help="serve an env's tools over HTTP for remote rollouts",
+                       description="Serve the tools of an env over HTTP (sandboxes run here), so rollouts "
+                                   "elsewhere use them with gym.make(ID, tool_server=URL).")
+    t.add_argument("--env", default="agent_rl/Math-v0", help="env id whose tools to serve")
+    t.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    t.add_argument("--port", type=int, default=8765)
+    t.set_defaults(fn=cmd_serve_tools)
     return p
 
 

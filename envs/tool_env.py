@@ -95,6 +95,7 @@ class ToolEnv(gym.Env):
             leases one, and it is wiped before the next episode gets it. 0: a fresh sandbox
             per episode. ``sandbox_factory`` overrides both.
         token_counter: counts tokens of a turn, for ``max_episode_tokens``.
+        tool_server: URL of an ``agent-rl serve-tools`` server: the tools run there instead.
     """
 
     metadata = {"render_modes": ["ansi"]}
@@ -120,15 +121,22 @@ class ToolEnv(gym.Env):
         max_action_chars: int = 65536,
         token_counter: Callable[[str], int] | None = None,
         max_episode_tokens: int | None = None,
+        tool_server: str | None = None,
         render_mode: str | None = None,
         name: str = "ToolEnv",
     ) -> None:
         from tools.answer import AnswerTool
 
-        tool_list = list(tools)
-        if not any(getattr(t, "terminal", False) for t in tool_list):
-            tool_list.append(AnswerTool())
-        self.tools = ToolSet(tool_list, timeout_s=tool_timeout_s, max_output_chars=max_tool_output_chars)
+        if tool_server is not None:
+            # The tools (and their sandboxes) run on the server; only their names and schemas are here.
+            from tools.server import RemoteToolSet
+
+            self.tools: ToolSet = RemoteToolSet(tool_server, timeout_s=tool_timeout_s + 30)
+        else:
+            tool_list = list(tools)
+            if not any(getattr(t, "terminal", False) for t in tool_list):
+                tool_list.append(AnswerTool())
+            self.tools = ToolSet(tool_list, timeout_s=tool_timeout_s, max_output_chars=max_tool_output_chars)
         self._task_source = tasks
         self.split = split
         self.reward_fn = reward_fn
