@@ -186,7 +186,7 @@ def test_math_equivalent_honours_a_sooner_outer_deadline():
         t0 = time.monotonic()
         # Our own limit is 5 s, the outer one 0.05 s: we stop early and the outer still fires.
         assert math_equivalent("$(a+b+c+d)^{12}$", "1", timeout_s=5.0) == 0.0
-        assert time.monotonic() - t0 < 0.5
+        assert time.monotonic() - t0 < 3.0  # well before our own 5 s limit, even on a loaded machine
         deadline = time.monotonic() + 1.0
         while not fired and time.monotonic() < deadline:
             time.sleep(0.01)

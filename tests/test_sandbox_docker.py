@@ -337,10 +337,15 @@ async def test_leftover_process_hog_is_recovered(make: MakeSandbox) -> None:
         r = await sb.exec("echo hi")
         if not r.ok:
             break
-    assert not r.ok and "process limit was used up" in r.stderr and "files are kept" in r.stderr, r
+    assert not r.ok and "process limit was used up" in r.stderr, r
+    # Recovery kills the hog and keeps the files; only when even that kill cannot get a pid
+    # (a loaded host) is the container restarted, and the agent is told its files are gone.
+    kept = "files are kept" in r.stderr
+    assert kept or "had to be restarted" in r.stderr, r
     r = await sb.exec("echo hi; ps -eo args | grep -c '^python3 hog'; ls /tmp")
-    assert r.stdout == "hi\n0\nscratch\n", r  # the hog is gone; /tmp is kept
-    assert await sb.read_file("hog.py") == _HOG.encode()  # the workdir is kept
+    assert r.stdout == ("hi\n0\nscratch\n" if kept else "hi\n0\n"), r  # the hog is gone
+    if kept:
+        assert await sb.read_file("hog.py") == _HOG.encode()
 
 
 async def test_memory_bomb_is_killed(make: MakeSandbox) -> None:
