@@ -119,7 +119,8 @@ async def main() -> None:
     for name, r in rows.items():
         rps = r.get("runs_per_s")
         ratio_t = f"{rps / base['runs_per_s']:.2f}x" if rps else "-"
-        print(f"{name:<10} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {rps or 0:8.0f} "
+        rps_txt = f"{rps:8.0f}" if rps else f"{'-':>8}"
+        print(f"{name:<10} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {rps_txt} "
               f"{r['p50_ms'] / base['p50_ms']:15.2f}x {ratio_t:>19}")
     print(f"targets: session p50 <= 2 ms: {rows['session']['p50_ms']:.2f} ms; isolated one-shot p50 <= 10 ms: "
           f"{rows['pooled']['p50_ms']:.2f} ms; >= 150 runs/s: {rows['pooled']['runs_per_s']:.0f}/s")
