@@ -116,6 +116,16 @@ def _apply_limits(lim: dict) -> None:
     setl(resource.RLIMIT_CORE, 0)
 
 
+def _become_child() -> None:
+    """In a freshly forked child: its own session (so a kill of the group gets its whole tree)
+    and the agent's signal plumbing undone. SIGPIPE stays ignored, as Python has it; the exec
+    path restores it for the programs it starts, since an ignored signal survives execve."""
+    os.setsid()
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _exit_code(status: int) -> int:
     if os.WIFSIGNALED(status):
         return -os.WTERMSIG(status)
@@ -485,11 +495,7 @@ class Agent:
         pid = os.fork()
         if pid == 0:
             try:
-                os.setsid()
-                signal.set_wakeup_fd(-1)
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-                signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+                _become_child()
                 if in_r is not None:
                     os.dup2(in_r, 0)
                 os.dup2(out_w, 1)
@@ -530,6 +536,7 @@ class Agent:
         pid, out_r, err_r, in_w = self._fork(req, stdin_data)
         if pid == 0:
             try:
+                signal.signal(signal.SIGPIPE, signal.SIG_DFL)
                 os.execvpe(argv[0], argv, env)
             except OSError as e:
                 os.write(2, f"sandbox: cannot run {argv[0]!r}: {e.strerror}\n".encode())
@@ -576,10 +583,7 @@ class Agent:
         pid = os.fork()
         if pid == 0:
             try:
-                os.setsid()
-                signal.set_wakeup_fd(-1)
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.default_int_handler)
+                _become_child()
                 os.dup2(out_w, 1)
                 os.dup2(err_w, 2)
                 nul = os.open(os.devnull, os.O_RDONLY)
