@@ -1,0 +1,95 @@
+"""One episode as the learner sees it: token ids exactly as sampled or appended, and what goes
+with each id."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+
+@dataclasses.dataclass
+class Trajectory:
+    """``ids`` are everything after ``prompt_ids``, in order: the policy's turns (mask 1, with the
+    logprob and entropy they were sampled with) and the appended tool/template tokens (mask 0,
+    logprob and entropy 0). ``turn_spans`` index into ``ids``.
+
+    ``segment_ids`` describe the ARPO branch tree, one per id: a shared segment's id (>= 0) for
+    tokens this trajectory shares with its branches, -1 for tokens only it has.
+    """
+
+    task_id: Any
+    group_id: int
+    prompt_ids: list[int]
+    ids: list[int] = dataclasses.field(default_factory=list)
+    loss_mask: list[int] = dataclasses.field(default_factory=list)
+    logprobs: list[float] = dataclasses.field(default_factory=list)
+    entropies: list[float] = dataclasses.field(default_factory=list)
+    segment_ids: list[int] = dataclasses.field(default_factory=list)
+    turn_spans: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    reward: float = 0.0
+    turn_rewards: list[float] = dataclasses.field(default_factory=list)
+    info: dict = dataclasses.field(default_factory=dict)
+    messages: list[dict] = dataclasses.field(default_factory=list)
+    finish: str = ""
+    truncated: bool = False
+    branch_parent: int | None = None
+    branched_at: int | None = None  # index in ids where this branch left its parent
+
+    def add_policy_tokens(self, ids: Sequence[int], logprobs: Sequence[float], entropies: Sequence[float],
+                          segment: int = -1) -> None:
+        start = len(self.ids)
+        self.ids += list(ids)
+        self.loss_mask += [1] * len(ids)
+        self.logprobs += [float(x) for x in logprobs]
+        self.entropies += [float(x) for x in entropies]
+        self.segment_ids += [segment] * len(ids)
+        self.turn_spans.append((start, len(self.ids)))
+
+    def add_env_tokens(self, ids: Sequence[int], segment: int = -1) -> None:
+        self.ids += list(ids)
+        self.loss_mask += [0] * len(ids)
+        self.logprobs += [0.0] * len(ids)
+        self.entropies += [0.0] * len(ids)
+        self.segment_ids += [segment] * len(ids)
+
+    @property
+    def n_policy_tokens(self) -> int:
+        return sum(self.loss_mask)
+
+    def full_ids(self) -> list[int]:
+        return self.prompt_ids + self.ids
+
+    def check(self) -> None:
+        n = len(self.ids)
+        lens = {len(self.loss_mask), len(self.logprobs), len(self.entropies), len(self.segment_ids)}
+        if lens != {n}:
+            raise AssertionError(f"trajectory fields out of step: ids {n}, others {lens}")
+
+
+def collate(trajs: Sequence[Trajectory], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded tensors over ``prompt + ids`` for the learner.
+
+    ``loss_mask``, ``old_logprobs`` and ``segment_ids`` are aligned with ``input_ids`` (0/-1 on
+    the prompt and padding), so position t holds what predicting token t needs.
+    """
+    width = max(len(t.prompt_ids) + len(t.ids) for t in trajs)
+    b = len(trajs)
+    input_ids = torch.full((b, width), pad_id, dtype=torch.long)
+    attention = torch.zeros((b, width), dtype=torch.long)
+    mask = torch.zeros((b, width), dtype=torch.float32)
+    old_lp = torch.zeros((b, width), dtype=torch.float32)
+    seg = torch.full((b, width), -1, dtype=torch.long)
+    for i, t in enumerate(trajs):
+        p, n = len(t.prompt_ids), len(t.ids)
+        input_ids[i, : p + n] = torch.tensor(t.prompt_ids + t.ids)
+        attention[i, : p + n] = 1
+        mask[i, p : p + n] = torch.tensor(t.loss_mask, dtype=torch.float32)
+        old_lp[i, p : p + n] = torch.tensor(t.logprobs)
+        seg[i, p : p + n] = torch.tensor(t.segment_ids)
+    rewards = torch.tensor([t.reward for t in trajs], dtype=torch.float32)
+    groups = torch.tensor([t.group_id for t in trajs], dtype=torch.long)
+    return {"input_ids": input_ids, "attention_mask": attention, "loss_mask": mask, "old_logprobs": old_lp,
+            "segment_ids": seg, "rewards": rewards, "group_ids": groups}
