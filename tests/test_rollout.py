@@ -123,3 +123,71 @@ async def test_collate_aligns_masks_and_logprobs(tok):
         assert batch["loss_mask"][i].sum() == t.n_policy_tokens
         assert batch["old_logprobs"][i][batch["loss_mask"][i] > 0].tolist() == [-0.5] * t.n_policy_tokens
     assert batch["rewards"].tolist() == [1.0, 1.0, 1.0]
+
+
+# ---- ARPO branching ---------------------------------------------------------------------------
+
+from agent_rl.algos import arpo_token_advantages, grpo_advantages  # noqa: E402
+from agent_rl.rollout import ArpoConfig, ArpoRolloutEngine, branch_probability  # noqa: E402
+
+
+def test_branch_probability_hand_computed():
+    assert branch_probability(1.2, 1.0, 0.5, 0.2) == pytest.approx(0.54)  # 0.5 + 0.2 * 0.2
+    assert branch_probability(3.0, 1.0, 0.5, 0.2) == pytest.approx(0.9)
+    assert branch_probability(0.0, 1.0, 0.5, 1.0) == 0.0  # clipped at 0
+    assert branch_probability(9.0, 1.0, 0.5, 1.0) == 1.0  # clipped at 1
+    assert branch_probability(2.0, 0.0, 0.3, 1.0) == pytest.approx(0.3)  # no baseline: no rise
+
+
+def controlled(text: str, turn: int):
+    """Turn 1's entropy is the episode's own baseline (1 + a/10); after the tool result the
+    entropy triples for even a and drops for odd a."""
+    a, b = map(int, re.findall(r"Add (\d+) and (\d+)", text)[-1])
+    base = 1.0 + a / 10
+    responses = re.findall(r"<tool_response>\n(.*?)\n</tool_response>", text, re.S)
+    if not responses:
+        return f"Let me add.\n{call('add', a=a, b=b)}", base
+    return call("answer", answer=responses[-1]), base * (3.0 if a % 2 == 0 else 0.2)
+
+
+async def test_arpo_branches_where_entropy_rises_within_budget(tok):
+    policy = ScriptedPolicy(tok, controlled)
+    cfg = ArpoConfig(budget=6, initial=2, alpha=0.0, beta=1.0, k=5, branches=2, seed=0)
+    engine = ArpoRolloutEngine(policy, env_factory, arpo=cfg)
+    tasks = TASKS[:4]  # a = 0, 1, 2, 3
+    trajs = await engine.run(tasks)
+    await engine.aclose()
+    by_group: dict[int, list] = {}
+    for t in trajs:
+        by_group.setdefault(t.group_id, []).append(t)
+    assert {g: len(ts) for g, ts in by_group.items()} == {0: 6, 1: 6, 2: 6, 3: 6}  # exactly M each
+    for g, ts in by_group.items():
+        branched = [t for t in ts if t.branch_parent is not None]
+        if tasks[g]["a"] % 2 == 0:
+            assert len(branched) == 4  # entropy rose (P = 1): the whole budget went to branches
+        else:
+            assert branched == []  # entropy fell (P = 0): the budget was filled with full runs
+        for t in ts:
+            a = tasks[g]["a"]
+            assert t.entropy_baseline == pytest.approx(1.0 + a / 10)  # the episode's own baseline
+            assert t.reward == 1.0
+    assert all(e["branches"] == 0 for e in engine.branch_log if tasks[by_uid(trajs, e["uid"]).group_id]["a"] % 2)
+    # the tree: a branch shares its parent's tokens up to the branch point, with one segment id there
+    uid = {t.uid: t for t in trajs}
+    for t in trajs:
+        if t.branch_parent is None:
+            continue
+        p = uid[t.branch_parent]
+        at = t.branched_at
+        assert t.ids[:at] == p.ids[:at]
+        assert t.segment_ids[:at] == p.segment_ids[:at] and min(t.segment_ids[:at]) >= 0
+        assert all(s == -1 for s in t.segment_ids[at:])  # its own turn is its alone
+    # ARPO hard attribution runs on the collated tree
+    batch = collate(trajs, tok.pad_token_id)
+    adv = grpo_advantages(batch["rewards"], batch["group_ids"])
+    tok_adv = arpo_token_advantages(adv, batch["segment_ids"], batch["loss_mask"], mode="hard")
+    assert tok_adv.shape == batch["loss_mask"].shape
+
+
+def by_uid(trajs, uid):
+    return next(t for t in trajs if t.uid == uid)

@@ -138,15 +138,24 @@ class RolloutEngine:
         traj.check()
         return traj
 
-    async def _turns(self, env: Any, r: ChatRenderer, traj: Trajectory, seq: SeqId) -> None:
+    # Hooks for branching rollouts (ARPO): called around every policy turn.
+    def _before_turn(self, traj: Trajectory, seq: SeqId, turn: int) -> Any:
+        return None
+
+    def _after_turn(self, traj: Trajectory, seq: SeqId, turn: int, gen: Generation, mark: Any) -> None:
+        pass
+
+    async def _turns(self, env: Any, r: ChatRenderer, traj: Trajectory, seq: SeqId, start_turn: int = 0) -> None:
         cfg = self.cfg
         last_chance = False
         cut = "max_turns"
-        for _turn in range(cfg.max_turns):
+        for turn in range(start_turn, cfg.max_turns):
             used = len(traj.prompt_ids) + len(traj.ids)
             budget = min(cfg.max_turn_tokens, cfg.max_context_tokens - used)
+            mark = self._before_turn(traj, seq, turn)
             gen = await self.batcher.generate(seq, self._params(budget))
             traj.add_policy_tokens(gen.ids, gen.logprobs, gen.entropies)
+            self._after_turn(traj, seq, turn, gen, mark)
             text = r.decode_turn(gen.ids)
             traj.messages.append({"role": "assistant", "content": text})
             obs, reward, terminated, truncated, info = await env.astep(text)

@@ -35,6 +35,8 @@ class Trajectory:
     messages: list[dict] = dataclasses.field(default_factory=list)
     finish: str = ""
     truncated: bool = False
+    uid: int = -1  # index among the trajectories of one rollout call
+    entropy_baseline: float | None = None  # ARPO: mean entropy of the first k tokens of turn 1
     branch_parent: int | None = None
     branched_at: int | None = None  # index in ids where this branch left its parent
 
